@@ -1,0 +1,1 @@
+"""The Truce gateway: every stored model version behind REST and gRPC."""

@@ -1,0 +1,1 @@
+"""The versioned model store: immutable, checksummed model versions on disk."""
