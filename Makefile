@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.truce-installed
 PACKAGES := truce gateway model_store converters edge loadtests
 
-.PHONY: venv demo test lint format pytest clean
+.PHONY: venv demo test lint format pytest clean gpu-check
 
 venv: $(STAMP)
 
@@ -40,3 +40,7 @@ test: lint pytest
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
+
+# Needs a CUDA GPU; prints CPU vs GPU agreement and throughput (record it in BENCHMARKS.md).
+gpu-check: venv
+	$(PY) -m gateway.gpu_check
