@@ -127,13 +127,6 @@ class Runtime(ABC):
         self._executor = None
 
     # --- helpers for subclasses ---------------------------------------------------------
-    def output_names(self, count: int) -> list[str]:
-        """Output names from the signature, else ``output__0``... (Triton's convention)."""
-        sig = self.spec.signature
-        if sig is not None and len(sig.outputs) == count:
-            return [t.name for t in sig.outputs]
-        return [f"output__{i}" for i in range(count)]
-
     def ordered_inputs(self, inputs: Arrays) -> list[np.ndarray]:
         """Inputs in signature order (positional frameworks)."""
         sig = self.spec.signature

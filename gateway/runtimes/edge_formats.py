@@ -2,24 +2,28 @@
 
 The gateway does not serve these formats; the model store runs them once when they are
 registered and the converters run them to verify parity, with the same interface as every
-served runtime.
+served runtime. Both run on the CPU only, as they would on a device.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
+import torch
 
 from gateway.runtimes.base import Arrays, Runtime
+from gateway.runtimes.common import bad_artifact, bad_inputs, parse_device
+from gateway.runtimes.torch_common import name_outputs, to_tensor
+from truce.errors import FailedPrecondition
+
+_CPU = torch.device("cpu")
 
 
-def _to_numpy(outputs: Any) -> list[np.ndarray]:
-    if isinstance(outputs, dict):
-        outputs = list(outputs.values())
-    if not isinstance(outputs, (list, tuple)):
-        outputs = [outputs]
-    return [np.ascontiguousarray(o.detach().cpu().numpy()) for o in outputs]
+def _cpu_only(runtime: Runtime) -> None:
+    if parse_device(runtime.spec.device).is_cuda:
+        raise FailedPrecondition(
+            f"{runtime.spec.format} models run on the CPU (as on a device); set device to cpu"
+        )
 
 
 class ExecuTorchRuntime(Runtime):
@@ -28,17 +32,21 @@ class ExecuTorchRuntime(Runtime):
     formats = ("executorch",)
 
     def _load(self) -> None:
+        _cpu_only(self)
         from executorch.runtime import Runtime as ETRuntime
 
-        program = ETRuntime.get().load_program(self.spec.artifact)
-        self._method = program.load_method("forward")
+        try:
+            program = ETRuntime.get().load_program(self.spec.artifact)
+            self._method: Any = program.load_method("forward")
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise bad_artifact("ExecuTorch program", exc, "re-export it with executorch") from None
 
     def _predict(self, inputs: Arrays) -> Arrays:
-        import torch
-
-        args = [torch.from_numpy(np.ascontiguousarray(a)) for a in self.ordered_inputs(inputs)]
-        outs = _to_numpy(self._method.execute(args))
-        return dict(zip(self.output_names(len(outs)), outs, strict=True))
+        args = [to_tensor(a, _CPU) for a in self.ordered_inputs(inputs)]
+        try:
+            return name_outputs(self, self._method.execute(args))
+        except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+            raise bad_inputs(exc) from None
 
     def _unload(self) -> None:
         self._method = None
@@ -50,17 +58,23 @@ class TorchScriptLiteRuntime(Runtime):
     formats = ("torchscript_lite",)
 
     def _load(self) -> None:
+        _cpu_only(self)
         from torch.jit.mobile import _load_for_lite_interpreter
 
-        self._module = _load_for_lite_interpreter(str(self.spec.artifact), map_location="cpu")
+        try:
+            self._module: Any = _load_for_lite_interpreter(str(self.spec.artifact), "cpu")
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise bad_artifact(
+                "lite TorchScript model", exc, "save it with _save_for_lite_interpreter"
+            ) from None
 
     def _predict(self, inputs: Arrays) -> Arrays:
-        import torch
-
-        args = [torch.from_numpy(np.ascontiguousarray(a)) for a in self.ordered_inputs(inputs)]
-        with torch.inference_mode():
-            outs = _to_numpy(self._module(*args))
-        return dict(zip(self.output_names(len(outs)), outs, strict=True))
+        args = [to_tensor(a, _CPU) for a in self.ordered_inputs(inputs)]
+        try:
+            with torch.inference_mode():
+                return name_outputs(self, self._module(*args))
+        except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+            raise bad_inputs(exc) from None
 
     def _unload(self) -> None:
         self._module = None
