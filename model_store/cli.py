@@ -205,10 +205,27 @@ def describe(m: Manifest) -> str:
             f"{json.dumps(lin.options, sort_keys=True)}"
         )
     if lin.parity is not None:
-        lines.append(f"  parity    {json.dumps(lin.parity, sort_keys=True)[:400]}")
+        lines.extend(_parity_lines(lin.parity))
     if m.labels:
         lines.append("  labels    " + ", ".join(f"{k}={v}" for k, v in sorted(m.labels.items())))
     return "\n".join(lines)
+
+
+def _parity_lines(parity: dict[str, Any]) -> list[str]:
+    """A short summary of a parity report (``--json`` has all of it)."""
+    lines = [
+        f"  parity    {str(parity.get('verdict', '?')).upper()} on {parity.get('samples', '?')} "
+        f"inputs ({parity.get('source_format', '?')} -> {parity.get('target_format', '?')})"
+    ]
+    for out in parity.get("outputs", []):
+        top1 = out.get("top1_agreement")
+        lines.append(
+            f"    {out.get('name', '?'):<24} max abs err {out.get('max_abs_err', float('nan')):.2e}"
+            f"  cosine {out.get('cosine', float('nan')):.6f}"
+            + (f"  top-1 {top1:.0%}" if isinstance(top1, float) else "")
+        )
+    lines.extend(f"    ! {reason}" for reason in parity.get("reasons", []))
+    return lines
 
 
 def _alias(args: argparse.Namespace) -> int:

@@ -132,3 +132,23 @@ def test_pickle_refused_from_the_real_command(tmp_path: Path, model_files: dict[
     assert "Traceback" not in proc.stderr
     assert proc.stderr.startswith("error: ") and "pickle" in proc.stderr
     assert not (tmp_path / "s" / "evil").exists()
+
+
+def test_parity_summary_in_show() -> None:
+    from model_store.cli import _parity_lines
+
+    lines = _parity_lines(
+        {
+            "verdict": "failed",
+            "samples": 32,
+            "source_format": "torch_export",
+            "target_format": "tflite",
+            "outputs": [
+                {"name": "y", "max_abs_err": 0.5, "cosine": 0.9, "top1_agreement": 0.81}
+            ],
+            "reasons": ["y: top-1 agreement 81% < 90%"],
+        }
+    )
+    assert lines[0].strip() == "parity    FAILED on 32 inputs (torch_export -> tflite)"
+    assert "max abs err 5.00e-01" in lines[1] and "top-1 81%" in lines[1]
+    assert lines[2].strip() == "! y: top-1 agreement 81% < 90%"
