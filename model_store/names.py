@@ -27,6 +27,11 @@ def check_name(name: str, what: str = "model name") -> str:
     return name
 
 
+def is_valid_name(name: str) -> bool:
+    """True if ``name`` passes :func:`check_name`."""
+    return bool(_NAME.match(name)) and ".." not in name
+
+
 def check_alias(alias: str) -> str:
     """Aliases follow the name rules, are not all digits (those are versions) nor 'latest'."""
     check_name(alias, "alias")

@@ -44,7 +44,7 @@ from model_store.manifest import (
     ServingConfig,
     SourceInfo,
 )
-from model_store.names import check_alias, check_name, parse_version
+from model_store.names import check_alias, check_name, is_valid_name, parse_version
 from model_store.signature import Signature
 from truce.errors import FailedPrecondition, IntegrityError, InvalidArgument, NotFound
 
@@ -93,16 +93,18 @@ class ModelStore:
     """Versioned, checksummed model versions under one root directory."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root
+        # absolute, so paths handed to worker processes (which run elsewhere) stay valid
+        self.root = Path(root).absolute()
 
     # --- reading ------------------------------------------------------------------------
     def model_names(self) -> list[str]:
+        """Models with at least one version; foreign folders (``lost+found``...) are skipped."""
         if not self.root.is_dir():
             return []
         return sorted(
             p.name
             for p in self.root.iterdir()
-            if not p.name.startswith(".") and p.is_dir() and self.versions(p.name)
+            if is_valid_name(p.name) and p.is_dir() and self.versions(p.name)
         )
 
     def versions(self, name: str) -> list[int]:

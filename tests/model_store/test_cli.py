@@ -143,9 +143,7 @@ def test_parity_summary_in_show() -> None:
             "samples": 32,
             "source_format": "torch_export",
             "target_format": "tflite",
-            "outputs": [
-                {"name": "y", "max_abs_err": 0.5, "cosine": 0.9, "top1_agreement": 0.81}
-            ],
+            "outputs": [{"name": "y", "max_abs_err": 0.5, "cosine": 0.9, "top1_agreement": 0.81}],
             "reasons": ["y: top-1 agreement 81% < 90%"],
         }
     )

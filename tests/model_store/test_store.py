@@ -208,3 +208,15 @@ def test_damaged_manifest_is_reported(tmp_path: Path) -> None:
     (store.version_dir("m", 1) / "manifest.json").write_text("{not json")
     with pytest.raises(IntegrityError, match="damaged"):
         store.manifest("m", 1)
+
+
+def test_foreign_folders_in_the_store_are_skipped(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    store.add_version("m", _artifact(tmp_path), format="onnx", signature=SIG)
+    # a store on its own filesystem has lost+found; people drop other folders in too
+    (tmp_path / "lost+found").mkdir()
+    (tmp_path / "my notes").mkdir()
+    before = store.fingerprint()
+    assert store.model_names() == ["m"]
+    (tmp_path / "other stuff").mkdir()
+    assert store.fingerprint() == before
