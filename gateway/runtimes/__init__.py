@@ -15,6 +15,7 @@ _KINDS: dict[str, tuple[str, str, str, str]] = {
     "keras": ("gateway.runtimes.keras", "KerasRuntime", "keras", "tensorflow"),
     "onnx": ("gateway.runtimes.onnx", "OnnxRuntime", "onnxruntime", "onnx"),
     "tflite": ("gateway.runtimes.tflite", "TFLiteRuntime", "ai_edge_litert", "tflite"),
+    "remote": ("gateway.runtimes.remote", "RemoteRuntime", "httpx", "serve"),
 }
 # Edge-only formats: run at registration and by parity checks, never served.
 _EDGE_KINDS: dict[str, tuple[str, str, str, str]] = {

@@ -1,0 +1,1 @@
+"""Protocol adapters: wire messages <-> gateway.types, then the DataPlane; nothing else."""
