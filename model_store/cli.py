@@ -17,6 +17,7 @@ import numpy as np
 from model_store.manifest import BatchingConfig, Manifest, ServingConfig
 from model_store.names import check_alias, parse_ref, parse_version
 from model_store.register import RegisterOptions, register_path
+from model_store.remote import DEFAULT_REMOTE_INSTANCES, RemoteOptions, register_remote
 from model_store.signature import TensorSpec, parse_tensor_arg
 from model_store.store import ModelStore, open_store
 from truce.errors import InvalidArgument
@@ -33,7 +34,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     msub.required = True
 
     p = msub.add_parser("register", parents=[common], help="add a model file as a new version")
-    p.add_argument("path", type=Path, help="model file or SavedModel directory")
+    p.add_argument(
+        "path", type=Path, nargs="?", help="model file or SavedModel directory (not with --remote)"
+    )
     p.add_argument("--name", required=True, help="model name (letters, digits, _ . -)")
     p.add_argument("--format", help="expected format; detected from the content otherwise")
     p.add_argument("--input", action="append", default=[], metavar="NAME:DTYPE:SHAPE")
@@ -48,9 +51,24 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--max-batch-size", type=int, default=1, help="dynamic batching (1: off)")
     p.add_argument("--max-queue-delay-ms", type=float, default=2.0)
-    p.add_argument("--instances", type=int, default=1, help="parallel model instances")
+    p.add_argument(
+        "--instances", type=int, help="parallel model instances (default 1; 4 with --remote)"
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    r = p.add_argument_group("remote models (served by another server, see docs/migration.md)")
+    r.add_argument(
+        "--remote",
+        metavar="URL",
+        help="the model on a TorchServe, TF Serving or OIP v2 server, e.g. "
+        "http://host:8080/predictions/NAME or grpc://host:8500/v1/models/NAME",
+    )
+    r.add_argument(
+        "--remote-token-env", metavar="VAR", help="env variable holding its bearer token"
+    )
+    r.add_argument("--remote-timeout", type=float, default=30.0, metavar="S")
+    r.add_argument("--remote-body", choices=["json", "npy"], default="json", help="TorchServe")
+    r.add_argument("--remote-signature", default="", metavar="NAME", help="TF Serving")
     p.set_defaults(func=_register)
 
     p = msub.add_parser("list", parents=[common], help="list models and versions")
@@ -104,16 +122,40 @@ def _load_samples(items: list[str]) -> dict[str, np.ndarray]:
 
 def _register(args: argparse.Namespace) -> int:
     store = open_store(args.store)
+    if (args.path is None) == (args.remote is None):
+        raise InvalidArgument("give a model PATH, or --remote URL for a model served elsewhere")
+    instances = args.instances or (DEFAULT_REMOTE_INSTANCES if args.remote else 1)
     try:
         serving = ServingConfig(
             batching=BatchingConfig(
                 max_batch_size=args.max_batch_size, max_queue_delay_ms=args.max_queue_delay_ms
             ),
-            instances=args.instances,
+            instances=instances,
             device=args.device,
         )
     except ValueError as exc:
         raise InvalidArgument(_first_error(exc)) from None
+    if args.remote is not None:
+        manifest = register_remote(
+            store,
+            RemoteOptions(
+                name=args.name,
+                url=args.remote,
+                inputs=[parse_tensor_arg(t) for t in args.input],
+                outputs=[parse_tensor_arg(t) for t in args.output],
+                token_env=args.remote_token_env,
+                timeout_s=args.remote_timeout,
+                body=args.remote_body,
+                signature_name=args.remote_signature,
+                labels=_key_values(args.label, "--label"),
+                serving=serving,
+            ),
+        )
+        if args.json:
+            _print_json(manifest.model_dump(mode="json"))
+        else:
+            print(manifest.ref)
+        return 0
     opts = RegisterOptions(
         name=args.name,
         format=args.format,

@@ -1,0 +1,1 @@
+"""TorchServe's APIs (REST ``/ping``, ``/predictions/...``, management reads; gRPC)."""
