@@ -1,9 +1,12 @@
-"""``make demo``: build small models in both frameworks, register them, show them.
+"""``make demo``: build small models in both frameworks, register, convert and serve them.
 
 Every step runs the real ``truce`` command and prints it first, so each line can be
 copied and run by hand. Models are random-weight (no downloads): a PyTorch MLP exported
 with ``torch.export`` and as TorchScript, a PyTorch ResNet-style CNN as ONNX, and a Keras
-CNN as a ``.keras`` file and a TF SavedModel.
+CNN as a ``.keras`` file and a TF SavedModel. The MLP is then converted to ONNX and TFLite
+(each conversion checked for parity), and the gateway serves them all while the demo calls it
+through the Open Inference Protocol (curl, tritonclient HTTP and gRPC), TF Serving's and
+TorchServe's APIs (:mod:`truce.demo_serve`).
 """
 
 from __future__ import annotations
@@ -71,7 +74,19 @@ def main() -> int:
     sh("models", "list")
     sh("models", "show", "mlp@stable")
     sh("models", "show", "keras_cnn")
-    print("\n== done. Next: 'truce models show mlp --json' prints the manifest scripts can read.")
+    print("\n== converting the PyTorch MLP to ONNX and TFLite, each proven by a parity check")
+    sh("convert", "mlp@stable", "--to", "onnx", "--to", "tflite")
+    sh("models", "list")
+
+    from truce.demo_serve import call_everything, gateway
+
+    print("\n== serving every model, both frameworks, behind one gateway")
+    with gateway(store, DEMO_DIR) as ports:
+        call_everything(ports)
+    print(
+        f"\n== done. Serve it yourself: 'truce serve --store {store}', then the calls above "
+        "on ports 8080 (REST), 8081 (gRPC), 8082 (admin)."
+    )
     return 0
 
 
