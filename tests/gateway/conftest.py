@@ -51,7 +51,29 @@ E2E_KEYS = {
 }
 
 
-class GatewayProcess:
+class _Addresses:
+    """The listener addresses of a running gateway, from its bound ``ports``."""
+
+    ports: dict[str, Any]
+
+    @property
+    def http(self) -> str:
+        return f"127.0.0.1:{self.ports['http']}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.http}"
+
+    @property
+    def grpc(self) -> str:
+        return f"127.0.0.1:{self.ports['grpc']}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['admin']}"
+
+
+class GatewayProcess(_Addresses):
     """``truce serve`` in a child process (see the module docstring)."""
 
     def __init__(
@@ -118,22 +140,6 @@ class GatewayProcess:
         assert self.proc is not None
         return self.proc.pid
 
-    @property
-    def http(self) -> str:
-        return f"127.0.0.1:{self.ports['http']}"
-
-    @property
-    def http_url(self) -> str:
-        return f"http://{self.http}"
-
-    @property
-    def grpc(self) -> str:
-        return f"127.0.0.1:{self.ports['grpc']}"
-
-    @property
-    def admin_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports['admin']}"
-
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
@@ -156,7 +162,7 @@ class GatewayProcess:
         self.stop()
 
 
-class InProcessGateway:
+class InProcessGateway(_Addresses):
     """``GatewayServer`` with fake runtimes on a thread (see the module docstring)."""
 
     def __init__(self, store: Path, behavior: Behavior | None = None, **settings: Any) -> None:
@@ -205,22 +211,6 @@ class InProcessGateway:
     @property
     def ports(self) -> dict[str, Any]:
         return self.server.ports
-
-    @property
-    def http(self) -> str:
-        return f"127.0.0.1:{self.ports['http']}"
-
-    @property
-    def http_url(self) -> str:
-        return f"http://{self.http}"
-
-    @property
-    def grpc(self) -> str:
-        return f"127.0.0.1:{self.ports['grpc']}"
-
-    @property
-    def admin_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports['admin']}"
 
 
 @pytest.fixture(scope="session")

@@ -14,10 +14,9 @@ answering from the dataplane's readiness at every call) and server reflection.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, Protocol, TypeVar
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Protocol
 
 import grpc
 from google.protobuf import descriptor_pool
@@ -26,13 +25,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from gateway.deadlines import deadline_after, deadline_exceeded
+from gateway.protocols.adapters import rpc
 from gateway.protocols.oip import grpc_codec as codec
 from gateway.protocols.oip.generated import grpc_service_pb2 as pb
 from gateway.protocols.oip.generated import grpc_service_pb2_grpc as pb_grpc
 from gateway.protocols.oip.rest_codec import timeout_parameter
-from gateway.status import grpc_status
 from gateway.types import DataPlaneAPI
-from truce.errors import ErrorCode, InvalidArgument, TruceError
+from truce.errors import InvalidArgument
 
 log = logging.getLogger(__name__)
 
@@ -72,33 +71,6 @@ def grpc_server_options(settings: GrpcSettings) -> list[tuple[str, int]]:
     ]
 
 
-_Req = TypeVar("_Req")
-_Resp = TypeVar("_Resp")
-_Self = TypeVar("_Self")
-_Handler = Callable[[_Self, _Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[_Resp]]
-
-
-def _rpc(fn: _Handler[_Self, _Req, _Resp]) -> _Handler[_Self, _Req, _Resp]:
-    """Turn every failure of a handler into a precise gRPC status (never UNKNOWN)."""
-
-    @functools.wraps(fn)
-    async def handler(
-        self: _Self, request: _Req, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> _Resp:
-        try:
-            return await fn(self, request, context)
-        except TruceError as exc:
-            await context.abort(grpc_status(exc.code), exc.message)
-        except Exception:
-            log.exception("gRPC %s failed", fn.__name__)
-            await context.abort(
-                grpc_status(ErrorCode.INTERNAL), "internal error; the server log has details"
-            )
-        raise AssertionError("context.abort returned")  # pragma: no cover
-
-    return handler
-
-
 def _version(value: str) -> str | None:
     return value or None
 
@@ -117,26 +89,26 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self._settings = settings
         self._max_elements = int(settings.max_tensor_elements)
 
-    @_rpc
+    @rpc
     async def ServerLive(
         self, request: pb.ServerLiveRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=self._dp.live())
 
-    @_rpc
+    @rpc
     async def ServerReady(
         self, request: pb.ServerReadyRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ServerReadyResponse:
         return pb.ServerReadyResponse(ready=self._dp.ready())
 
-    @_rpc
+    @rpc
     async def ModelReady(
         self, request: pb.ModelReadyRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ModelReadyResponse:
         ready = self._dp.model_ready(_model_name(request.name), _version(request.version))
         return pb.ModelReadyResponse(ready=ready)
 
-    @_rpc
+    @rpc
     async def ServerMetadata(
         self, request: pb.ServerMetadataRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ServerMetadataResponse:
@@ -145,14 +117,14 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             name=meta.name, version=meta.version, extensions=meta.extensions
         )
 
-    @_rpc
+    @rpc
     async def ModelMetadata(
         self, request: pb.ModelMetadataRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ModelMetadataResponse:
         meta = self._dp.model_metadata(_model_name(request.name), _version(request.version))
         return codec.encode_model_metadata(meta)
 
-    @_rpc
+    @rpc
     async def ModelInfer(
         self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ModelInferResponse:
