@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from gateway import gc_pauses
 from gateway.batching import Batcher
 from gateway.metrics import Metrics
 from gateway.policy import VersionPolicy, policy_for
@@ -228,6 +229,7 @@ class Registry:
             if sv.state is ModelState.LOADING:
                 sv.state = ModelState.READY
                 log.info("%s is ready (%s, %d instance(s))", sv.ref, manifest.format, len(runtimes))
+            gc_pauses.settle()
         except Exception as exc:
             sv.reason = _reason(exc, timeout)
             if sv.state is ModelState.LOADING:
@@ -276,6 +278,7 @@ class Registry:
             if sv.batcher is not None:
                 await sv.batcher.close(self.settings.shutdown_grace_s)
                 log.info("%s unloaded", sv.ref)
+                gc_pauses.reclaim()
         finally:
             self._retiring.pop((sv.name, sv.version), None)
             self.metrics.forget_version(sv.name, sv.version)

@@ -27,6 +27,7 @@ from typing import Any
 
 import uvicorn
 
+from gateway import gc_pauses
 from gateway.admin import build_admin_app, load_admin_token
 from gateway.dataplane import DataPlane
 from gateway.http_app import App, build_inference_app
@@ -164,6 +165,7 @@ class GatewayServer:
             "pid": os.getpid(),
         }
         log.info("listening: %s", json.dumps(ports))
+        gc_pauses.settle()  # the imports and listeners; each loaded model settles again
         loader = loop.create_task(self.registry.start())
         loader.add_done_callback(_log_failure)
         if self.ports_file is not None:

@@ -136,6 +136,18 @@ def test_depth_counts_brackets_outside_strings_only() -> None:
         decode(deep)
 
 
+def test_depth_of_large_bodies() -> None:
+    # over 4 KiB the brackets are counted with numpy: same answers
+    big = one("FP32", [2000], [0.5] * 2000)
+    assert decode(big)[0].inputs["x"].shape == (2000,)
+    deep = big[:-1] + ', "p": ' + "[" * 70 + "]" * 70 + "}"
+    assert len(deep) > 4096
+    with pytest.raises(InvalidArgument, match="deeper"):
+        decode(deep)
+    strings = one("BYTES", [50], ["[" * 100] * 50)  # brackets inside strings do not count
+    assert decode(strings)[0].inputs["x"][0] == b"[" * 100
+
+
 def test_element_limit() -> None:
     with pytest.raises(InvalidArgument, match="at most 10 elements"):
         decode(one("FP32", [3, 4], list(range(12))), max_elements=10)
