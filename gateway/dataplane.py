@@ -72,6 +72,7 @@ class DataPlane:
             platform=PLATFORMS.get(manifest.format, manifest.format),
             inputs=list(manifest.signature.inputs),
             outputs=list(manifest.signature.outputs),
+            version=str(sv.version),
         )
 
     # --- shutdown -----------------------------------------------------------------------

@@ -50,6 +50,8 @@ class ModelMetadata:
     platform: str
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
+    #: the version the request named (a number, or the one its alias points at)
+    version: str | None = None
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,13 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--max-batch-size", type=int, default=1, help="dynamic batching (1: off)")
-    p.add_argument("--max-queue-delay-ms", type=float, default=2.0)
+    p.add_argument(
+        "--max-queue-delay-ms",
+        type=float,
+        default=0.0,
+        help="longest wait for more rows before a batch is sent (default 0: send what is "
+        "queued as soon as an instance is free; requests arriving meanwhile form the next batch)",
+    )
     p.add_argument(
         "--instances", type=int, help="parallel model instances (default 1; 4 with --remote)"
     )

@@ -80,7 +80,7 @@ class BatchingConfig(_Strict):
     """Dynamic batching; off unless ``max_batch_size`` > 1."""
 
     max_batch_size: int = Field(default=1, ge=1, le=4096)
-    max_queue_delay_ms: float = Field(default=2.0, ge=0, le=10_000)
+    max_queue_delay_ms: float = Field(default=0.0, ge=0, le=10_000)
     preferred_batch_sizes: list[int] = Field(default_factory=list)
 
 

@@ -125,9 +125,9 @@ VARIANTS: dict[str, Variant] = {
         Variant(
             "truce-batch",
             "truce",
-            TruceConfig(max_batch_size=32, max_queue_delay_ms=1.0),
+            TruceConfig(max_batch_size=32, max_queue_delay_ms=0.0),
             TRUCE_PROTOCOLS,
-            "truce serve, 1 instance, dynamic batching up to 32, 1 ms delay",
+            "truce serve, 1 instance, dynamic batching up to 32, no added delay (the default)",
         ),
         Variant(
             "floor",

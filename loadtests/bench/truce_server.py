@@ -24,7 +24,7 @@ class TruceConfig:
     """``max_batch_size`` > 1 turns dynamic batching on; ``instances`` parallel model copies."""
 
     max_batch_size: int = 1
-    max_queue_delay_ms: float = 1.0
+    max_queue_delay_ms: float = 0.0
     instances: int = 1
 
 

@@ -117,7 +117,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):  # type: ignor
         meta = self._dp.model_metadata(name, version)  # NotFound for unknown ones
         if version is None:
             return codec.encode_status([(v, True) for v in meta.versions])
-        shown = version if version.isdigit() else "0"
+        shown = meta.version or version  # a label is reported as the version it points at
         return codec.encode_status([(shown, self._dp.model_ready(name, version))])
 
     @rpc

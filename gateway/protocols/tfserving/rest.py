@@ -60,9 +60,10 @@ class TFServingRest:
             meta = self.dp.model_metadata(name)
             entries = [(v, True) for v in meta.versions]
             return Response(200, codec.encode_status(entries))
-        self.dp.model_metadata(name, version)  # NotFound for an unknown version or label
+        meta = self.dp.model_metadata(name, version)  # NotFound for an unknown version or label
         ready = self.dp.model_ready(name, version)
-        return Response(200, codec.encode_status([(version, ready)]))
+        shown = meta.version or version  # a label is reported as the version it points at
+        return Response(200, codec.encode_status([(shown, ready)]))
 
     async def metadata(self, request: Request) -> Response:
         name, version, verb = _target(request)

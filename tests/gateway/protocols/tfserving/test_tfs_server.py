@@ -65,7 +65,8 @@ def test_status_and_metadata(http: httpx.Client) -> None:
     assert (
         http.get("/v1/models/double/versions/1").json()["model_version_status"][0]["version"] == "1"
     )
-    assert http.get("/v1/models/double/labels/stable").status_code == 200
+    label = http.get("/v1/models/double/labels/stable")  # the version the label points at
+    assert label.json()["model_version_status"][0]["version"] == "1"
     meta = http.get("/v1/models/double/versions/2/metadata").json()
     assert meta["model_spec"] == {"name": "double", "signature_name": "", "version": "2"}
     sig = meta["metadata"]["signature_def"]["signature_def"]["serving_default"]
@@ -192,6 +193,9 @@ def test_grpc_metadata_and_status(channel: grpc.Channel) -> None:
     sreq.model_spec.name = "double"
     states = status_stub.GetModelStatus(sreq, timeout=30).model_version_status
     assert [(s.version, s.state) for s in states] == [(1, 30), (2, 30)]  # 30: AVAILABLE
+    sreq.model_spec.version_label = "stable"
+    states = status_stub.GetModelStatus(sreq, timeout=30).model_version_status
+    assert [(s.version, s.state) for s in states] == [(1, 30)]
 
 
 def _code(call: Any, request: Any) -> tuple[grpc.StatusCode, str]:
