@@ -33,18 +33,22 @@ Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 _Handler = Callable[[_Self, _Req, Context], Awaitable[_Resp]]
 
 
-def rest_deadline(settings: DeadlineSettings, headers: dict[str, str], start: float) -> float:
-    """The deadline of a REST request that started at ``start`` (``time.monotonic()``)."""
-    value = headers.get(TIMEOUT_HEADER)
+def timeout_header(value: str | None) -> float | None:
+    """The ``X-Request-Timeout`` header in seconds, if given; ``InvalidArgument`` if malformed."""
     if value is None:
-        return deadline_after(settings, None, start)
+        return None
     try:
         seconds = float(value)
     except ValueError:
         seconds = -1.0
     if not math.isfinite(seconds) or seconds < 0:
         raise InvalidArgument(f"{TIMEOUT_HEADER} must be a number of seconds >= 0")
-    return deadline_after(settings, seconds, start)
+    return seconds
+
+
+def rest_deadline(settings: DeadlineSettings, headers: dict[str, str], start: float) -> float:
+    """The deadline of a REST request that started at ``start`` (``time.monotonic()``)."""
+    return deadline_after(settings, timeout_header(headers.get(TIMEOUT_HEADER)), start)
 
 
 def grpc_deadline(settings: DeadlineSettings, context: Context) -> float:

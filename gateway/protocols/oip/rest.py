@@ -14,18 +14,17 @@ policies (NaN, BYTES, binary data) are in ``rest_codec``.
 
 from __future__ import annotations
 
-import math
 import time
 
 from gateway.deadlines import deadline_after
 from gateway.http_base import HttpError, Request, Response, Router, json_response
 from gateway.metrics import Metrics
+from gateway.protocols.adapters import TIMEOUT_HEADER, media_type, timeout_header
 from gateway.protocols.oip import rest_codec as codec
 from gateway.settings import Settings
 from gateway.types import DataPlaneAPI
-from truce.errors import InvalidArgument, TruceError
+from truce.errors import TruceError
 
-TIMEOUT_HEADER = "x-request-timeout"
 #: media types an infer body may declare (curl -d sends form-urlencoded by default)
 _BODY_TYPES = frozenset(
     {"", "application/json", "application/octet-stream", "application/x-www-form-urlencoded",
@@ -76,7 +75,7 @@ class OipRest:
     async def infer(self, request: Request) -> Response:
         start = time.monotonic()
         name, version = request.params["model"], request.params.get("version")
-        media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        media = media_type(request.headers)
         if media not in _BODY_TYPES:
             raise HttpError(
                 415, f"Content-Type {media[:64]!r} is not accepted; send application/json"
@@ -88,7 +87,7 @@ class OipRest:
                 max_depth=self.max_depth,
                 max_elements=self.settings.max_tensor_elements,
             )
-            timeout = _timeout_header(request.headers.get(TIMEOUT_HEADER))
+            timeout = timeout_header(request.headers.get(TIMEOUT_HEADER))
             if timeout is None:
                 timeout = codec.timeout_parameter(req.parameters)
         except TruceError as exc:
@@ -105,15 +104,3 @@ class OipRest:
             return Response(200, body)
         header = [(b"inference-header-content-length", str(json_size).encode())]
         return Response(200, body, "application/octet-stream", header)
-
-
-def _timeout_header(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = -1.0
-    if not math.isfinite(seconds) or seconds < 0:
-        raise InvalidArgument(f"{TIMEOUT_HEADER} must be a number of seconds >= 0")
-    return seconds
