@@ -203,7 +203,10 @@ def install(a: dict[str, Any]) -> dict[str, Any]:
     if a.get("trusted_key"):
         new_key.write_text(a["trusted_key"].strip() + "\n")
     trust = ["--trusted-key", str(new_key)] if a.get("trusted_key") else _trusted_args(root)
-    release = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + a["sha256"][:12]
+    # microseconds: releases pruned within the same second must not have their names reused
+    now = time.time()
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
+    release = stamp + "-" + a["sha256"][:12]
     releases = root / "releases"
     releases.mkdir(exist_ok=True)
     n = 1
